@@ -34,13 +34,16 @@ def main() -> None:
     parser.add_argument("--output", default="docs/sweep.csv")
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--categories", nargs="+", default=None)
+    parser.add_argument("--sites", nargs="+", default=["resid", "mlp"])
+    parser.add_argument("--layer-sets", nargs="+", default=["3", "5", "7", "9", "11", "5+8", "7+9", "4+7+10"],
+                        help="layer combinations, e.g. 7 5+8")
     args = parser.parse_args()
     torch.set_num_threads(2)
     model = load_model("dinov2-s14")
-    all_layers = tuple(range(12))
     grid = []
-    for site, layer_set in itertools.product(["resid"], [(3,), (5,), (7,), (9,), (11,), (5, 8), (7, 9), (4, 7, 10)]):
-        grid.append(dict(site=site, layers=layer_set))
+    for text in args.layer_sets:
+        grid.append(dict(site="resid", layers=tuple(int(x) for x in text.split("+"))))
     for layer_set in [(5,), (7,), (9,)]:
         grid.append(dict(site="mlp", layers=layer_set))
     variants = [dict()] + [dict(feature_norm="none"), dict(feature_norm="l2"), dict(standardize=True),
@@ -48,9 +51,11 @@ def main() -> None:
                             dict(criterion="mad"), dict(score_rule="topq")]
     rows = []
     for ref in find_categories(args.data_root):
+        if args.categories and ref.name not in args.categories:
+            continue
         category = load_category(ref)
-        for site in ("resid", "mlp"):
-            layers = all_layers if site == "resid" else (5, 7, 9)
+        for site in args.sites:
+            layers = tuple(sorted({l for g in grid if g["site"] == site for l in g["layers"]}))
             base = LakeDetector(LakeConfig(site=site, layers=layers), model)
             test = load_test_set(category, base, 256)
             configs = [g for g in grid if g["site"] == site]
@@ -58,7 +63,7 @@ def main() -> None:
             for g in configs:
                 for method in ("lake", "knn-all", "random-k"):
                     jobs.append((g, dict(), method))
-                if g["layers"] in [(7,), (5, 8), (9,)] or site == "mlp":
+                if g["layers"] in [(7,), (5, 8), (9,)] or site == "mlp":  # option variants on a few layer sets
                     jobs += [(g, v, "lake") for v in variants[1:]]
             for k, seed in itertools.product(args.shots, args.seeds):
                 support = sample_support(category, k, seed)
@@ -74,9 +79,8 @@ def main() -> None:
                                      layers="+".join(map(str, g["layers"])), method=method,
                                      variant=",".join(f"{a}={b}" for a, b in variant.items()) or "default",
                                      k=k, seed=seed, **m))
-            df = pd.DataFrame(rows)
-            with atomic_path(args.output) as tmp:
-                df.to_csv(tmp, index=False)
+                with atomic_path(args.output) as tmp:  # partial results survive an interruption
+                    pd.DataFrame(rows).to_csv(tmp, index=False)
             del test
 
 

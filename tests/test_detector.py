@@ -166,6 +166,10 @@ def test_clip_text_branch_fusion():
     assert not torch.allclose(fused.patch_scores(feats), visual_only.patch_scores(feats))
     zero_shot = LakeDetector(LakeConfig.for_method("text-zero-shot", **base), clip).fit(images[:1], object_name="screw")
     assert zero_shot.config.method == "text-zero-shot" and zero_shot.predict(images[2:]).scores.shape == (1,)
+    no_support = LakeDetector(LakeConfig.for_method("text-zero-shot", **base, map_norm="none"), clip).fit([], object_name="screw")
+    assert no_support.text_stats == (0.0, 1.0)
+    text_map = no_support.patch_scores(no_support.extract(images[2:]))
+    assert float(text_map.min()) > 0 and float(text_map.max()) < 1  # probabilities of the anomalous prompts
 
 
 def test_map_helpers():

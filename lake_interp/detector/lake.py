@@ -186,9 +186,14 @@ class LakeDetector:
     # ------------------------------------------------------------------ fit
     def fit(self, support: Sequence[ImageLike], object_name: str | None = None, progress: bool = False) -> LakeDetector:
         """Find the sensitive neurons and build the normal memory from ``k`` normal images."""
-        if len(support) == 0:
-            raise ConfigError("fit() needs at least one normal support image")
         start = time.perf_counter()
+        if len(support) == 0:
+            if self.config.visual_branch:
+                raise ConfigError("fit() needs at least one normal support image")
+            self.object_name = object_name or self.config.object_name or self.object_name
+            self._fit_text(None)  # text-zero-shot: prompts only, no support statistics
+            self.fit_seconds = time.perf_counter() - start
+            return self
         feats = self.extract(support, progress=progress, desc="support")
         self.fit_features(feats, object_name=object_name)
         self.fit_seconds = time.perf_counter() - start
@@ -267,13 +272,16 @@ class LakeDetector:
             raise LakeError(f"cannot map {patches} patches onto a {rows}x{cols} grid")
         return rows, cols
 
-    def _fit_text(self, feats: Features) -> None:
+    def _fit_text(self, feats: Features | None) -> None:
         from lake_interp.models.clip import HookedCLIP
 
         assert isinstance(self.model, HookedCLIP)
         normal, anomalous = prompt_ensembles(self.object_name)
         with self.model.lock:
             self.class_embeddings = torch.stack([self.model.embed_prompts(normal), self.model.embed_prompts(anomalous)])
+        if feats is None:
+            self.text_stats = (0.0, 1.0)
+            return
         scores = text_anomaly_scores(feats.text, self.class_embeddings, self._temperature())
         self.text_stats = (float(scores.mean()), float(scores.std().clamp_min(1e-6)))
 
