@@ -339,7 +339,8 @@ def test_detector_explain_follows_the_image(app_env):
     assert not at.dataframe[0].value.equals(table)
 
 
-def test_detector_data_folder_categories(app_env, tmp_path):
+def test_detector_data_folder_categories(app_env, tmp_path, monkeypatch):
+    monkeypatch.delenv("LAKE_DATA_DIR", raising=False)  # the data root field starts empty
     from lake_interp.data import make_synthetic_category
 
     root = tmp_path / "data" / "synth"
