@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from lake_interp.data import Category, load_sample_mask, sample_support, support_names
+from lake_interp.data import Category, Sample, load_sample_mask, sample_support, support_names
 from lake_interp.detector import LakeConfig, LakeDetector
 from lake_interp.detector.features import Features
 from lake_interp.metrics import evaluate, resize_mask
@@ -38,15 +38,24 @@ class TestSet:
     seconds: float
 
 
+def load_eval_masks(
+    samples: Sequence[Sample], sizes: Sequence[tuple[int, int]], eval_size: int
+) -> list[np.ndarray | None]:
+    """Ground truth of each sample (image ``(height, width)`` in ``sizes``) at ``eval_size`` x ``eval_size``;
+    None for a defective image without a mask (excluded from pixel metrics)."""
+    masks: list[np.ndarray | None] = []
+    for sample, (height, width) in zip(samples, sizes):
+        mask = load_sample_mask(sample, (width, height))
+        masks.append(None if mask is None else resize_mask(mask, (eval_size, eval_size)))
+    return masks
+
+
 def load_test_set(category: Category, detector: LakeDetector, eval_size: int, progress: bool = True) -> TestSet:
     """Extract the features of every test image once and load its mask at ``eval_size``."""
     start = time.perf_counter()
     features = detector.extract([s.path for s in category.test], progress=progress, desc=f"{category.name} test")
     seconds = time.perf_counter() - start
-    masks: list[np.ndarray | None] = []
-    for sample, (height, width) in zip(category.test, features.sizes):
-        mask = load_sample_mask(sample, (width, height))
-        masks.append(None if mask is None else resize_mask(mask, (eval_size, eval_size)))
+    masks = load_eval_masks(category.test, features.sizes, eval_size)
     labels = np.array([s.label for s in category.test], dtype=np.int64)
     return TestSet(features, labels, masks, seconds)
 

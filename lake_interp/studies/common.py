@@ -47,7 +47,8 @@ from lake_interp.detector import LakeConfig, LakeDetector
 from lake_interp.detector.features import Features
 from lake_interp.errors import ConfigError, DataLayoutError
 from lake_interp.io import atomic_path, atomic_write, write_json_atomic
-from lake_interp.metrics import evaluate, resize_mask
+from lake_interp.evaluation import load_eval_masks
+from lake_interp.metrics import evaluate
 from lake_interp.models.hooked_vit import HookedViT, hook_name
 from lake_interp.models.preprocessing import preprocess
 
@@ -331,10 +332,7 @@ def load_test_data(
     feats = extract_multi(model, [s.path for s in category.test], wanted, image_size, batch_size, fwd_hooks,
                           extra_resid, progress, f"{category.name} test")
     seconds = time.perf_counter() - start
-    masks: list[np.ndarray | None] = []
-    for sample, (height, width) in zip(category.test, feats.sizes):
-        mask = load_sample_mask(sample, (width, height))
-        masks.append(None if mask is None else resize_mask(mask, (eval_size, eval_size)))
+    masks = load_eval_masks(category.test, feats.sizes, eval_size)
     labels = np.array([s.label for s in category.test], dtype=np.int64)
     return TestData(category, feats, labels, masks, defect_fractions(category.test, feats.sizes, feats.grid), seconds)
 
