@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import time
 
 import pandas as pd
 import torch

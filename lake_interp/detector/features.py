@@ -61,10 +61,6 @@ class Features:
             names=[self.names[i] for i in idx.tolist()],
         )
 
-    def nbytes(self) -> int:
-        tensors = list(self.layers.values()) + [self.token_norms] + ([self.text] if self.text is not None else [])
-        return sum(t.numel() * t.element_size() for t in tensors)
-
 
 def _as_pil(image: ImageLike) -> tuple[Image.Image, str]:
     from lake_interp.images import load_image

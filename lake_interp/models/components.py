@@ -28,7 +28,6 @@ Example:
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 
@@ -168,8 +167,3 @@ def check_stop_at_layer(stop_at_layer: int | None, n_layers: int) -> None:
     if stop_at_layer is not None and not (0 <= stop_at_layer <= n_layers):
         raise ValueError(f"stop_at_layer must be in [0, {n_layers}], got {stop_at_layer}")
 
-
-@torch.no_grad()
-def count_parameters(module: nn.Module) -> int:
-    """Number of distinct parameters of ``module`` (shared tensors counted once)."""
-    return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())

@@ -30,7 +30,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.ActivationCache import ActivationCache
